@@ -14,3 +14,12 @@ app.conf.task_default_queue = "default"
 # Anything in pushes/tasks.py runs on the `pushes` queue.
 app.conf.task_routes = {"pushes.tasks.*": {"queue": "pushes"}}
 app.autodiscover_tasks()
+
+# Periodic work (run by `celery beat`). Each task lives in its app's tasks.py.
+app.conf.beat_schedule = {
+    "dispatch-due-pushes": {"task": "pushes.tasks.dispatch_due_pushes", "schedule": 1.0},
+    "delete-expired-events": {"task": "realtime.tasks.delete_expired_events", "schedule": 300.0},
+    "refresh-rollups": {"task": "dashboard.tasks.refresh_rollups", "schedule": 30.0},
+    "evaluate-alerts": {"task": "dashboard.tasks.evaluate_alerts", "schedule": 60.0},
+    "fold-telemetry-counters": {"task": "telemetry.tasks.fold_telemetry_counters", "schedule": 60.0},
+}
