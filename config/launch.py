@@ -14,6 +14,7 @@ def main() -> int:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("PUSHWATCH_PORT", "8000")
+    env.setdefault("PUSHWATCH_FAKEFCM_PORT", "9099")
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "--no-input"], check=True, env=env, cwd=ROOT)
     subprocess.run([*manage, "seed_demo"], check=True, env=env, cwd=ROOT)
