@@ -1,3 +1,7 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from flags.api import ConfigView
+
+urlpatterns = [
+    path("config", ConfigView.as_view(), name="config"),
+]
