@@ -14,14 +14,24 @@ class UserDeviceAdmin(admin.ModelAdmin):
     readonly_fields = ("token_prefix", "created_at", "deactivated_at")
     raw_id_fields = ("user",)
     list_select_related = ("user",)
+    actions = ["deactivate_selected"]
+
+    @admin.action(description="Deactivate selected devices (reason: admin)")
+    def deactivate_selected(self, request, queryset):
+        from pushes.services import deactivate_device
+
+        # Through the service, so the reason is kept and device.deactivated is emitted.
+        n = sum(deactivate_device(d, reason="admin", by=request.user) for d in queryset.filter(active=True))
+        self.message_user(request, f"{n} device(s) deactivated.")
 
 
 @admin.register(PushNotification)
 class PushNotificationAdmin(admin.ModelAdmin):
-    list_display = ("id", "recipient", "group", "status", "message_count", "delivery_attempts", "created_at")
+    list_display = ("id", "recipient", "group", "status", "status_reason", "message_count", "delivery_attempts",
+                    "created_at")  # fmt: skip
     list_filter = ("status",)
     search_fields = ("id", "recipient__username")
-    raw_id_fields = ("recipient", "group", "message")
+    raw_id_fields = ("recipient", "group", "message", "target_device")
     list_select_related = ("recipient", "group")
 
 

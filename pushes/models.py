@@ -81,6 +81,14 @@ class PushNotification(models.Model):
     last_error = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # The seq range of the group's messages this push covers (coalescing widens it), so a message
+    # trace can say which push carried which message. Null for test pushes.
+    first_seq = models.BigIntegerField(null=True, blank=True)
+    last_seq = models.BigIntegerField(null=True, blank=True)
+    # Set only for a dashboard test push: it goes to this one device instead of all of the recipient's.
+    target_device = models.ForeignKey(
+        "pushes.UserDevice", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         constraints = [
@@ -92,6 +100,10 @@ class PushNotification(models.Model):
             ),
             models.CheckConstraint(condition=Q(status__in=PushStatus.values), name="push_status_valid"),
             models.CheckConstraint(condition=Q(message_count__gte=1), name="push_message_count_positive"),
+            models.CheckConstraint(
+                condition=Q(first_seq__isnull=True) | Q(last_seq__gte=models.F("first_seq")),
+                name="push_seq_range_ordered",
+            ),
         ]
         indexes = [
             # The dispatcher's claim scan only ever looks at unfinished pushes.
@@ -102,6 +114,8 @@ class PushNotification(models.Model):
             ),
             models.Index(fields=["recipient", "created_at"], name="push_recipient_created_idx"),
             models.Index(fields=["group", "created_at"], name="push_group_created_idx"),
+            # Message trace: which of a group's pushes covers seq N (first_seq <= N <= last_seq).
+            models.Index(fields=["group", "last_seq"], name="push_group_last_seq_idx"),
             models.Index(fields=["created_at"], name="push_created_idx"),
         ]
 
