@@ -1,3 +1,7 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from telemetry.api import TelemetryBatchView
+
+urlpatterns = [
+    path("telemetry/batch", TelemetryBatchView.as_view(), name="telemetry-batch"),
+]
