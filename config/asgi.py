@@ -1,9 +1,15 @@
-"""ASGI entry point: Django for HTTP, Channels for websockets (routes in each app's routing.py)."""
+"""ASGI entry point: Django for HTTP, Channels for websockets (routes in each app's routing.py).
+
+Websockets get the Django session user (``AuthMiddlewareStack``) for the staff feed; the client socket
+authenticates by API token itself. Origin checks for the cookie-authenticated feed live in its consumer,
+because mobile clients send no Origin header at all.
+"""
 
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
+from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 
@@ -14,6 +20,6 @@ from config.routing import websocket_urlpatterns  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": URLRouter(websocket_urlpatterns),
+        "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
     }
 )

@@ -19,6 +19,7 @@ app.autodiscover_tasks()
 app.conf.beat_schedule = {
     "dispatch-due-pushes": {"task": "pushes.tasks.dispatch_due_pushes", "schedule": 1.0},
     "delete-expired-events": {"task": "realtime.tasks.delete_expired_events", "schedule": 300.0},
+    "sweep-presence": {"task": "realtime.tasks.sweep_presence", "schedule": 30.0},
     "refresh-rollups": {"task": "dashboard.tasks.refresh_rollups", "schedule": 30.0},
     "evaluate-alerts": {"task": "dashboard.tasks.evaluate_alerts", "schedule": 60.0},
     "fold-telemetry-counters": {"task": "telemetry.tasks.fold_telemetry_counters", "schedule": 60.0},

@@ -7,7 +7,7 @@ set, the same code talks to real servers.
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, urlparse
 
 import environ
 
@@ -116,11 +116,27 @@ CACHES = {
     }
 }
 
+# Channel layer (chosen by measurement, bench/live_feed.py): Redis pub/sub publishes once per group_send and
+# fans out inside each ASGI process, so its cost does not grow with the number of sockets; the list-based
+# RedisChannelLayer is kept selectable (CHANNEL_LAYER=lists). Either way a dropped message is detected by the
+# consumers (per-publisher sequence numbers) and counted in realtime.queries.feed_loss_counters().
+CHANNEL_LAYER = env.str("CHANNEL_LAYER", default="pubsub")
+# Redis pub/sub channels ignore the database number, so the prefix carries it: two deployments (or test runs)
+# sharing one Redis server on different databases never hear each other's events.
+_REDIS_DB = urlparse(REDIS_URL).path.strip("/")
+CHANNEL_PREFIX = f"pw:asgi:{_REDIS_DB if _REDIS_DB.isdigit() else 0}"
 CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "pw:asgi", "capacity": 1000, "expiry": 60},
-    }
+    "default": (
+        {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNEL_PREFIX},
+        }
+        if CHANNEL_LAYER == "pubsub"
+        else {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNEL_PREFIX, "capacity": 1000, "expiry": 60},
+        }
+    )
 }
 
 REST_FRAMEWORK = {

@@ -1,3 +1,8 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-websocket_urlpatterns: list = []
+from realtime.consumers import ClientEventsConsumer, StaffFeedConsumer
+
+websocket_urlpatterns = [
+    path("ws/v1/events", ClientEventsConsumer.as_asgi()),
+    path("ws/dashboard/feed", StaffFeedConsumer.as_asgi()),
+]

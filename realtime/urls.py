@@ -1,3 +1,5 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from realtime.api import EventsView
+
+urlpatterns = [path("events", EventsView.as_view(), name="realtime-events")]
