@@ -10,11 +10,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def configure_fake_fcm(env: dict[str, str]) -> None:
+    """Point web/worker at the Procfile's fake FCM unless the user chose an FCM, and create its
+    service-account file now: web and worker may load it before the fake is up, and the fake reuses
+    a file that already names its token_uri (same key), so both sides agree."""
+    env.setdefault("FCM_BASE_URL", f"http://127.0.0.1:{env['PUSHWATCH_FAKEFCM_PORT']}")
+    env.setdefault("FCM_SERVICE_ACCOUNT_FILE", str(ROOT / "var" / "fake-fcm-service-account.json"))
+    env.setdefault("FCM_PROJECT_ID", "pushwatch-demo")
+    if env["FCM_BASE_URL"].rstrip("/") == f"http://127.0.0.1:{env['PUSHWATCH_FAKEFCM_PORT']}":
+        from pushes.fakefcm.service_account import ensure_service_account
+
+        ensure_service_account(env["FCM_SERVICE_ACCOUNT_FILE"], env["FCM_BASE_URL"], env["FCM_PROJECT_ID"])
+
+
 def main() -> int:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("PUSHWATCH_PORT", "8000")
     env.setdefault("PUSHWATCH_FAKEFCM_PORT", "9099")
+    configure_fake_fcm(env)
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "--no-input"], check=True, env=env, cwd=ROOT)
     subprocess.run([*manage, "seed_demo"], check=True, env=env, cwd=ROOT)
