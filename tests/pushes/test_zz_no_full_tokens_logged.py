@@ -1,7 +1,7 @@
 """No log record holds a full device token: not in this flow, not anywhere in the test run so far.
 
-A handler on the root logger is installed when this module is imported (at collection, before any test
-runs), so it sees every record the whole run emits; the file is named to run last in tests/pushes.
+The run-wide handler (tests/log_capture.py, kept on the root logger by tests/conftest.py) sees every record
+the whole run emits and fails the session on a leak; this file is named to run last in tests/pushes.
 The flow below exercises every token-touching path at DEBUG level: register, reassign, fan-out, dispatch
 with each provider error, deactivation, test push, receipts and the staff reads.
 """
@@ -9,8 +9,6 @@ with each provider error, deactivation, test push, receipts and the staff reads.
 from __future__ import annotations
 
 import logging
-import re
-import traceback
 import uuid
 
 import pytest
@@ -19,30 +17,8 @@ from flags import queries as flag_queries
 from pushes import queries, services
 from pushes.models import UserDevice
 from tests.factories import UserFactory
+from tests.log_capture import RUN_RECORDS, TOKEN_SHAPES
 from tests.pushes.factories import make_room, send
-
-# Shapes of every token the push tests create (tests.factories, tests.pushes.factories, the API tests)
-# and of real FCM tokens (":APA91b"); a prefix is 6 chars plus "…", far shorter than any of these.
-TOKEN_SHAPES = re.compile(r"(tok[0-9a-f]{20,}|[0-9a-f]{24,}:APA91b|:APA91b[0-9A-Za-z_-]{20,}|fcm-[0-9a-f]{20,})")
-
-
-class _EveryRecord(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.texts: list[tuple[str, str]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            text = record.getMessage()
-        except Exception:
-            text = f"{record.msg!r} {record.args!r}"
-        if record.exc_info:
-            text += "".join(traceback.format_exception(*record.exc_info))
-        self.texts.append((record.name, text))
-
-
-SESSION_RECORDS = _EveryRecord()
-logging.getLogger().addHandler(SESSION_RECORDS)
 
 
 def leaks(texts: list[tuple[str, str]], tokens: list[str]) -> list[tuple[str, str]]:
@@ -96,5 +72,5 @@ def test_no_log_record_in_a_full_push_flow_or_the_whole_run_holds_a_full_token(
     assert any("token:registered" in r.getMessage() for r in caplog.records)
     flow = [(r.name, r.getMessage()) for r in caplog.records]
     assert leaks(flow, tokens) == []
-    assert SESSION_RECORDS.texts, "the session-wide capture saw nothing"
-    assert leaks(SESSION_RECORDS.texts, tokens) == []
+    assert RUN_RECORDS.seen, "the run-wide capture saw nothing"
+    assert RUN_RECORDS.leaks == []
