@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-only lint fmt bench bench-quick clean
+.PHONY: run test test-only lint fmt bench bench-quick screenshots clean
 
 $(STAMP): requirements.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3 ...)"; exit 1; }
@@ -21,6 +21,10 @@ test: $(STAMP) lint test-only
 
 test-only: $(STAMP)
 	$(PY) -m config.embedded run -- $(PY) -m pytest $(PYTEST_ARGS)
+
+## Re-take the README's dashboard screenshots (docs/screenshots) with the browser tests.
+screenshots: $(STAMP)
+	PUSHWATCH_SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(PY) -m config.embedded run -- $(PY) -m pytest -m browser tests/dashboard
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

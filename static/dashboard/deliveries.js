@@ -46,7 +46,7 @@
       type: "scatter", mode: "lines+markers", name: stageName[m] + " " + p, x: x, y: d.latency[m][p],
       line: {dash: p === "p50" ? "solid" : p === "p90" ? "dot" : "dash", color: m === "accept_ms" ? colors.sent : colors.delivered},
     })));
-    Plotly.newPlot("chart-latency", lat, layout(Object.assign({yaxis: {type: "log", gridcolor: "#e2e8f0", title: {text: "ms (bucket upper edge)"}}}, xaxisType)), config);
+    Plotly.newPlot("chart-latency", lat, layout(Object.assign({yaxis: {type: "log", dtick: 1, gridcolor: "#e2e8f0", title: {text: "ms (bucket upper edge)"}}}, xaxisType)), config);
 
     const mpp = d.messages_per_push.counts;
     Plotly.newPlot("chart-messages_per_push", [{

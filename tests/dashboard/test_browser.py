@@ -1,12 +1,14 @@
 """Browser tests: Playwright (sync API) driving Debian's Chromium against the real uvicorn server.
 
-Each test logs in through the login form. Screenshots land in docs/screenshots/<page>.png.
+Each test logs in through the login form. Screenshots land in $PUSHWATCH_SCREENSHOT_DIR (make screenshots:
+docs/screenshots) or a temporary folder.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import tempfile
 import time
 import uuid
 from datetime import timedelta
@@ -21,7 +23,9 @@ from tests.processes import asgi_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# `make screenshots` refreshes the README's pictures in docs/screenshots; a plain test run keeps its own copy
+# out of the work tree.
+SCREENSHOTS = Path(os.environ.get("PUSHWATCH_SCREENSHOT_DIR") or Path(tempfile.gettempdir()) / "pushwatch-screenshots")
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]  # fmt: skip
