@@ -14,17 +14,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.validators import storable_unicode
 from messaging import queries, services
 
 MAX_SEQ = 2**63 - 1  # bigint: larger cursors would fail in PostgreSQL, so they are a 400 here
-
-
-def _no_lone_surrogates(value: str) -> None:
-    # JSON can carry "\ud800"; PostgreSQL cannot store it (UTF-8), so refuse it as bad input.
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise serializers.ValidationError("Contains characters that are not valid Unicode.") from exc
 
 
 class StrictUUIDField(serializers.UUIDField):
@@ -42,7 +35,7 @@ class SendMessageSerializer(serializers.Serializer):
         min_length=1,
         max_length=services.MAX_BODY_CHARS,
         trim_whitespace=False,
-        validators=[_no_lone_surrogates],
+        validators=[storable_unicode],
     )
 
 

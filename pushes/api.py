@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.errors import ApiError
+from config.validators import storable_unicode
 from pushes import queries, services
 from pushes.models import Platform, UserDevice
 
@@ -21,19 +22,10 @@ MAX_TOKEN_LENGTH = 4096
 MAX_RECEIPT_DETAILS_BYTES = 2048
 
 
-def _valid_unicode(value: str) -> str:
-    # JSON can carry a lone surrogate ("\ud800"); PostgreSQL (UTF-8) cannot store it: bad input, not a 500.
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise serializers.ValidationError("Contains characters that are not valid Unicode.") from exc
-    return value
-
-
 class RegisterDeviceSerializer(serializers.Serializer):
     platform = serializers.ChoiceField(choices=Platform.choices)
-    token = serializers.CharField(max_length=MAX_TOKEN_LENGTH, allow_blank=False, validators=[_valid_unicode])
-    app_version = serializers.CharField(max_length=40, allow_blank=True, validators=[_valid_unicode])
+    token = serializers.CharField(max_length=MAX_TOKEN_LENGTH, allow_blank=False, validators=[storable_unicode])
+    app_version = serializers.CharField(max_length=40, allow_blank=True, validators=[storable_unicode])
 
 
 class PushReceiptSerializer(serializers.Serializer):
