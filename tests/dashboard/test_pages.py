@@ -215,3 +215,15 @@ def test_plotly_is_served_locally(admin_client):
     response = admin_client.get(reverse("dashboard:plotly_js"))
     assert response.status_code == 200
     assert b"plotly" in b"".join(response.streaming_content)[:2000].lower()
+
+
+@pytest.mark.django_db
+def test_live_feed_backlog_shows_payloads_as_json_like_the_live_rows(admin_client):
+    event = RealtimeEvent.objects.create(
+        organization=None, event_type="push.batch", entity_type="push_batch", entity_id="b1", payload={"sent": 7}
+    )
+    response = admin_client.get(reverse("dashboard:feed"))
+    assert response.status_code == 200
+    assert str(event.id).encode() in response.content
+    assert b"{&quot;sent&quot;: 7}" in response.content
+    assert b"{&#x27;sent&#x27;" not in response.content
