@@ -14,6 +14,10 @@ def truncate_token(token: str) -> str:
     return f"{token[:6]}…" if token else ""
 
 
+# Foreign keys marked db_index=False lead a composite index or unique constraint below, which
+# serves their lookups and cascades; a second single-column index would only slow the hot inserts.
+
+
 class Platform(models.TextChoices):
     ANDROID = "android"
     IOS = "ios"
@@ -21,7 +25,7 @@ class Platform(models.TextChoices):
 
 class UserDevice(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="devices")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="devices", db_index=False)
     platform = models.CharField(max_length=10, choices=Platform.choices)
     token = models.CharField(max_length=4096, unique=True)
     app_version = models.CharField(max_length=40, blank=True, default="")
@@ -60,9 +64,11 @@ class PushStatus(models.TextChoices):
 
 class PushNotification(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="pushes")
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="pushes", db_index=False
+    )
     # Null for test pushes sent from the dashboard.
-    group = models.ForeignKey("messaging.Group", null=True, blank=True, on_delete=models.CASCADE)
+    group = models.ForeignKey("messaging.Group", null=True, blank=True, on_delete=models.CASCADE, db_index=False)
     message = models.ForeignKey(
         "messaging.Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )  # the latest message this push covers
@@ -134,10 +140,10 @@ class PushDeliveryLog(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     push = models.ForeignKey(
-        PushNotification, on_delete=models.DO_NOTHING, related_name="delivery_logs", db_constraint=True
+        PushNotification, on_delete=models.DO_NOTHING, related_name="delivery_logs", db_index=False
     )
     device = models.ForeignKey(
-        UserDevice, null=True, blank=True, on_delete=models.DO_NOTHING, related_name="delivery_logs"
+        UserDevice, null=True, blank=True, on_delete=models.DO_NOTHING, related_name="delivery_logs", db_index=False
     )
     token_prefix = models.CharField(max_length=16, blank=True, default="")
     status = models.CharField(max_length=10, choices=DeliveryStatus.choices)
