@@ -1,14 +1,11 @@
 """Dashboard reads: chart series from the rollup tables (never raw logs), KPIs, alerts.
 
-Reads of other apps go through their ``queries.py``; :func:`other_app_read` looks such a function up
-at call time so a page renders a "not available yet" state while another app is still being built.
+Reads of other apps go through their ``queries.py`` (the views import those modules directly).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,29 +14,6 @@ from django.db import connection
 from django.utils import timezone
 
 from dashboard.models import AlertRule, Granularity, HistogramMetric
-
-
-class NotAvailable(Exception):
-    """Another app's read function is not there (yet)."""
-
-
-def other_app_read(dotted: str) -> Callable[..., Any]:
-    """``other_app_read("pushes.queries.queue_depth")`` or raise NotAvailable."""
-    module_name, _, attr = dotted.rpartition(".")
-    try:
-        fn = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise NotAvailable(dotted) from exc
-    return fn
-
-
-def try_read(dotted: str, *args, **kwargs) -> tuple[bool, Any]:
-    """(True, value) or (False, None) when the function is missing."""
-    try:
-        return True, other_app_read(dotted)(*args, **kwargs)
-    except NotAvailable:
-        return False, None
-
 
 # --- ranges -------------------------------------------------------------------------------------
 

@@ -31,6 +31,13 @@ from dashboard.forms import (
     FlagEditForm,
 )
 from dashboard.permissions import allowed_views, roles_of, staff_view
+from flags import queries as flag_queries
+from flags import services as flag_services
+from messaging import queries as messaging_queries
+from pushes import queries as push_queries
+from pushes import services as push_services
+from realtime import queries as realtime_queries
+from telemetry import queries as telemetry_queries
 
 log = logging.getLogger("pushwatch.dashboard")
 
@@ -165,9 +172,8 @@ def plotly_js(request: HttpRequest) -> FileResponse:
 # --- overview -----------------------------------------------------------------------------------
 
 
-def _per_minute(dotted: str, since) -> float | None:
-    ok, count = queries.try_read(dotted, since)
-    return round(count / 5, 1) if ok else None
+def _per_minute(count: int) -> float:
+    return round(count / 5, 1)  # counted over the last five minutes
 
 
 @staff_view("overview")
@@ -178,17 +184,13 @@ def overview(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     five_min_ago = now - timedelta(minutes=5)
     rates = queries.rates_since(now - timedelta(hours=24))
-    has_queue, queue = queries.try_read("pushes.queries.queue_depth")
-    has_devices, devices = queries.try_read("pushes.queries.active_devices_by_platform")
-    has_alarm, alarm = queries.try_read("pushes.queries.configuration_alarm")
     context = {
-        "messages_per_min": _per_minute("messaging.queries.count_messages_since", five_min_ago),
-        "pushes_per_min": _per_minute("pushes.queries.count_pushes_since", five_min_ago),
+        "messages_per_min": _per_minute(messaging_queries.count_messages_since(five_min_ago)),
+        "pushes_per_min": _per_minute(push_queries.count_pushes_since(five_min_ago)),
         "rates": rates,
-        "queue": queue if has_queue else None,
-        "queue_available": has_queue,
-        "devices_by_platform": dict(devices or {}) if has_devices else None,
-        "config_alarm": alarm if has_alarm else None,
+        "queue": push_queries.queue_depth(),
+        "devices_by_platform": dict(push_queries.active_devices_by_platform()),
+        "config_alarm": push_queries.configuration_alarm(),
         "kill_switch": bool(flag_value(KILL_SWITCH_KEY)),
         "suppression": push_suppression_reason(),
         "watermark": queries.rollup_watermark(),
@@ -244,24 +246,20 @@ def deliveries_csv(request: HttpRequest) -> HttpResponse:
 @require_GET
 def devices(request: HttpRequest) -> HttpResponse:
     form = DeviceSearchForm(request.GET or None)
-    results, available, searched = None, True, False
+    results, searched = [], False
     if form.is_valid() and form.cleaned_data["q"]:
         searched = True
-        available, results = queries.try_read("pushes.queries.device_search", form.cleaned_data["q"])
+        results = push_queries.device_search(form.cleaned_data["q"])
     context = {
         "form": form,
         "searched": searched,
-        "available": available,
-        "results": [as_record(r) for r in (results or [])],
+        "results": [as_record(r) for r in results],
     }
     return page(request, "dashboard/devices.html", context, active="devices")
 
 
 def _device_or_404(device_id):
-    try:
-        device = queries.other_app_read("pushes.queries.staff_device")(device_id)
-    except queries.NotAvailable as exc:
-        raise Http404("device lookup is not available yet") from exc
+    device = push_queries.staff_device(device_id)
     if device is None:
         raise Http404("no such device")
     return device
@@ -271,13 +269,10 @@ def _device_or_404(device_id):
 @require_GET
 def device_detail(request: HttpRequest, device_id) -> HttpResponse:
     device = _device_or_404(device_id)
-    available, timeline = queries.try_read("pushes.queries.device_timeline", device.pk)
     context = {
         "device": device,
-        "timeline_available": available,
-        "timeline": merge_timeline(timeline or {}),
+        "timeline": merge_timeline(push_queries.device_timeline(device.pk) or {}),
         "deactivate_form": DeactivateDeviceForm(),
-        "services_available": _service("pushes.services.deactivate_device") is not None,
     }
     return page(request, "dashboard/device_detail.html", context, active="devices")
 
@@ -322,26 +317,16 @@ def merge_timeline(timeline: dict[str, Any]) -> list[dict[str, Any]]:
     return entries
 
 
-def _service(dotted: str):
-    try:
-        return queries.other_app_read(dotted)
-    except queries.NotAvailable:
-        return None
-
-
 @staff_view("device_deactivate")
 @require_POST
 def device_deactivate(request: HttpRequest, device_id) -> HttpResponse:
     device = _device_or_404(device_id)
     form = DeactivateDeviceForm(request.POST)
-    deactivate = _service("pushes.services.deactivate_device")
-    if deactivate is None:
-        messages.error(request, "Deactivation is not available yet (pushes.services.deactivate_device).")
-    elif not form.is_valid():
+    if not form.is_valid():
         messages.error(request, "A reason is required to deactivate a device.")
     else:
         reason = form.cleaned_data["reason"]
-        changed = deactivate(device, reason=reason, by=request.user)
+        changed = push_services.deactivate_device(device, reason=reason, by=request.user)
         log.info("[dashboard] device deactivated device=%s by=%s changed=%s", device.pk, request.user.pk, changed)
         if changed:
             messages.success(request, f"Device {device.token_prefix} deactivated: {reason}")
@@ -354,16 +339,12 @@ def device_deactivate(request: HttpRequest, device_id) -> HttpResponse:
 @require_POST
 def device_test_push(request: HttpRequest, device_id) -> HttpResponse:
     device = _device_or_404(device_id)
-    send_test_push = _service("pushes.services.send_test_push")
-    if send_test_push is None:
-        messages.error(request, "Test pushes are not available yet (pushes.services.send_test_push).")
+    try:
+        push = push_services.send_test_push(device, by=request.user)
+    except (ValidationError, ValueError) as exc:
+        messages.error(request, f"Test push refused: {'; '.join(getattr(exc, 'messages', [str(exc)]))}")
     else:
-        try:
-            push = send_test_push(device, by=request.user)
-        except (ValidationError, ValueError) as exc:
-            messages.error(request, f"Test push refused: {'; '.join(getattr(exc, 'messages', [str(exc)]))}")
-        else:
-            messages.success(request, f"Test push {push.pk} queued for {device.token_prefix} ({push.status}).")
+        messages.success(request, f"Test push {push.pk} queued for {device.token_prefix} ({push.status}).")
     return redirect("dashboard:device_detail", device_id=device.pk)
 
 
@@ -373,18 +354,12 @@ def device_test_push(request: HttpRequest, device_id) -> HttpResponse:
 @staff_view("trace")
 @require_GET
 def trace(request: HttpRequest) -> HttpResponse:
-    from messaging.queries import message_for_trace
-
     message_id = (request.GET.get("message") or "").strip()
-    message = message_for_trace(message_id) if message_id else None
-    available, recipients = True, []
-    if message is not None:
-        available, recipients = queries.try_read("pushes.queries.trace_message", message)
+    message = messaging_queries.message_for_trace(message_id) if message_id else None
     context = {
         "message_id": message_id,
         "message": message,
-        "available": available,
-        "recipients": recipients or [],
+        "recipients": push_queries.trace_message(message) if message is not None else [],
         "searched": bool(message_id),
     }
     return page(request, "dashboard/trace.html", context, active="trace")
@@ -393,29 +368,21 @@ def trace(request: HttpRequest) -> HttpResponse:
 # --- flags --------------------------------------------------------------------------------------
 
 
-def _flag_rows() -> tuple[bool, list[dict[str, Any]]]:
-    available, flags = queries.try_read("flags.queries.list_flags")
-    return available, [as_record(f) for f in (flags or [])]
+def _flag_rows() -> list[dict[str, Any]]:
+    return [as_record(f) for f in flag_queries.list_flags()]
 
 
 @staff_view("flags")
 @require_GET
 def flags(request: HttpRequest) -> HttpResponse:
-    available, rows = _flag_rows()
+    rows = _flag_rows()
     # The flags app answers history per key: merge the few flags' newest changes into one list.
-    history: list[dict[str, Any]] = []
-    has_history = _service("flags.queries.flag_history") is not None
-    if has_history:
-        for row in rows:
-            for change in queries.other_app_read("flags.queries.flag_history")(row["key"], 20):
-                history.append({"key": row["key"], **change})
-        history.sort(key=lambda c: (c["created_at"], c.get("id", 0)), reverse=True)
+    history = [{"key": row["key"], **change} for row in rows for change in flag_queries.flag_history(row["key"], 20)]
+    history.sort(key=lambda c: (c["created_at"], c.get("id", 0)), reverse=True)
     context = {
-        "available": available,
         "flags": rows,
         "kill_switch": next((r for r in rows if r.get("key") == KILL_SWITCH_KEY), None),
         "kill_switch_key": KILL_SWITCH_KEY,
-        "history_available": has_history,
         "history": history[:50],
     }
     return page(request, "dashboard/flags.html", context, active="flags")
@@ -425,18 +392,16 @@ def flags(request: HttpRequest) -> HttpResponse:
 def flag_edit(request: HttpRequest, key: str) -> HttpResponse:
     import json
 
-    available, rows = _flag_rows()
-    flag = next((r for r in rows if r.get("key") == key), None)
-    if available and flag is None:
+    flag = next((r for r in _flag_rows() if r.get("key") == key), None)
+    if flag is None:
         raise Http404("no such flag")
-    set_flag = _service("flags.services.set_flag")
     if request.method == "POST":
         form = FlagEditForm(request.POST, flag_key=key)
-        if set_flag is None:
-            messages.error(request, "Editing flags is not available yet (flags.services.set_flag).")
-        elif form.is_valid():
+        if form.is_valid():
             try:
-                set_flag(key, form.cleaned_data["value"], changed_by=request.user, reason=form.cleaned_data["reason"])
+                flag_services.set_flag(
+                    key, form.cleaned_data["value"], changed_by=request.user, reason=form.cleaned_data["reason"]
+                )
             except ValidationError as exc:
                 # The service names the bad field (value, rules, reason, key); show each beside its input.
                 for field, problems in getattr(exc, "message_dict", {"value": exc.messages}).items():
@@ -445,19 +410,16 @@ def flag_edit(request: HttpRequest, key: str) -> HttpResponse:
                 messages.success(request, f"{key} set to {json.dumps(form.cleaned_data['value'])}.")
                 return redirect("dashboard:flags")
     else:
-        initial = json.dumps(flag.get("value")) if flag else ""
-        if key == KILL_SWITCH_KEY and flag is not None:
+        initial = json.dumps(flag.get("value"))
+        if key == KILL_SWITCH_KEY:
             initial = json.dumps(not bool(flag.get("value")))  # the one sensible change is the flip
         form = FlagEditForm(initial={"value": initial}, flag_key=key)
-    has_history, history = queries.try_read("flags.queries.flag_history", key, 20)
-    history = [{"key": key, **c} for c in (history or [])]
+    history = [{"key": key, **c} for c in flag_queries.flag_history(key, 20)]
     context = {
         "key": key,
         "flag": flag,
         "form": form,
         "is_kill_switch": key == KILL_SWITCH_KEY,
-        "available": available and set_flag is not None,
-        "history_available": has_history,
         "history": history,
     }
     return page(request, "dashboard/flag_edit.html", context, active="flags", status=400 if form.errors else 200)
@@ -478,7 +440,7 @@ def feed(request: HttpRequest) -> HttpResponse:
         "organizations": organization_choices(),
         "since": latest[0]["id"] if latest else 0,
         "recent": recent,
-        "loss": queries.try_read("realtime.queries.feed_loss_counters")[1],
+        "loss": realtime_queries.feed_loss_counters(),
     }
     return page(request, "dashboard/feed.html", context, active="feed")
 
@@ -542,20 +504,14 @@ def client_health(request: HttpRequest) -> HttpResponse:
 
     organization_id = _organization_param(request)
     since = timezone.now() - timedelta(hours=24)
-    has_series, series = queries.try_read(
-        "telemetry.queries.client_health_series", since, organization_id=organization_id
-    )
-    has_summary, summary = queries.try_read(
-        "telemetry.queries.client_health_summary", since, organization_id=organization_id
-    )
-    rows = [as_record(r) for r in (series or [])]
+    series = telemetry_queries.client_health_series(since, organization_id=organization_id)
+    summary = telemetry_queries.client_health_summary(since, organization_id=organization_id)
+    rows = [as_record(r) for r in series]
     for r in rows:
         if hasattr(r.get("hour"), "isoformat"):
             r["hour"] = r["hour"].isoformat()
     context = {
-        "available": has_series,
         "series": rows,
-        "summary_available": has_summary,
         "summary": summary or {},
         "organizations": organization_choices(),
         "organization_id": organization_id,
