@@ -30,7 +30,8 @@ def _clients_main(url: str, cookie: str, count: int, ready, start_draining, emit
     import websockets
 
     async def one_client(index: int, connected: asyncio.Event, stats: list) -> None:
-        state = {"received": 0, "duplicates": 0, "latencies": [], "closed_early": False, "last": time.monotonic()}
+        state = {"received": 0, "frames": 0, "duplicates": 0, "latencies": [], "closed_early": False,
+                 "last": time.monotonic()}  # fmt: skip
         ids: set[int] = set()
         async with websockets.connect(url, additional_headers=[("Cookie", cookie)], max_queue=None,
                                       open_timeout=30, ping_interval=None) as ws:  # fmt: skip
@@ -53,15 +54,22 @@ def _clients_main(url: str, cookie: str, count: int, ready, start_draining, emit
                     now = time.time()
                     state["last"] = time.monotonic()
                     message = json.loads(raw)
-                    if message.get("type") != "event":
+                    kind = message.get("type")
+                    if kind == "events":
+                        state["frames"] += 1
+                        events = message["events"]
+                    elif kind == "event":
+                        state["frames"] += 1
+                        events = [message["event"]]
+                    else:
                         continue
-                    event = message["event"]
-                    if event["id"] in ids:
-                        state["duplicates"] += 1
-                        continue
-                    ids.add(event["id"])
-                    state["received"] += 1
-                    state["latencies"].append(now - event["payload"]["t"])
+                    for event in events:
+                        if event["id"] in ids:
+                            state["duplicates"] += 1
+                            continue
+                        ids.add(event["id"])
+                        state["received"] += 1
+                        state["latencies"].append(now - event["payload"]["t"])
             except websockets.ConnectionClosed:
                 state["closed_early"] = True  # e.g. a missed keepalive pong on an overloaded machine
             stopper.cancel()
@@ -197,6 +205,7 @@ def run_layer(layer: str, clients: int, rate: int, seconds: float, client_procs:
         "recv_ratio_min": round(min(ratios), 4),
         "recv_ratio_mean": round(sum(ratios) / len(ratios), 4),
         "duplicates": sum(s["duplicates"] for s in stats),
+        "events_per_frame": round(sum(s["received"] for s in stats) / max(1, sum(s["frames"] for s in stats)), 1),
         "closed_early": sum(s["closed_early"] for s in stats),
         "client_cpu_pct": round(100 * sum(s.get("client_cpu_s", 0) for s in stats) / (wall1 - wall0), 1),
         "p50_ms": lat["p50_ms"],
@@ -245,7 +254,7 @@ def main() -> None:
         print(f"layer={layer}: {clients} clients, {rate} events/s for {seconds:g} s")
         rows.append(run_layer(layer, clients, rate, seconds, client_procs, emitters))
     columns = ["layer", "clients", "rate_achieved", "emitted", "recv_ratio_min", "recv_ratio_mean", "duplicates",
-               "closed_early", "loss_missed", "p50_ms", "p99_ms", "max_ms", "emit_p99_ms",
+               "closed_early", "loss_missed", "events_per_frame", "p50_ms", "p99_ms", "max_ms", "emit_p99_ms",
                "server_cpu_pct", "client_cpu_pct"]  # fmt: skip
     print_table("live feed: emit() -> staff websocket clients", rows, columns)
     by_layer = {r["layer"]: r for r in rows}

@@ -125,6 +125,8 @@ CHANNEL_LAYER = env.str("CHANNEL_LAYER", default="pubsub")
 # sharing one Redis server on different databases never hear each other's events.
 _REDIS_DB = urlparse(REDIS_URL).path.strip("/")
 CHANNEL_PREFIX = f"pw:asgi:{_REDIS_DB if _REDIS_DB.isdigit() else 0}"
+# The staff feed's hub (realtime.feedhub) sends each socket at most one frame per interval, many events per frame.
+FEED_FLUSH_SECONDS = env.float("FEED_FLUSH_SECONDS", default=0.02)
 CHANNEL_LAYERS = {
     "default": (
         {

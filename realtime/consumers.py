@@ -1,8 +1,11 @@
 """Websocket consumers: ``/ws/v1/events`` (mobile clients) and ``/ws/dashboard/feed`` (staff).
 
-Both forward ``rt.event`` messages that ``realtime.services`` publishes after commit and watch each publisher's
-sequence number, so a message the channel layer dropped is counted (``feed_loss_counters``) and repaired: the
-staff feed re-reads the database; a client is told to ``resync`` through ``GET /api/v1/events?since=``.
+Events arrive as ``rt.events`` layer messages that ``realtime.services`` publishes after commit. A client socket
+joins its organization's layer group and watches each publisher's sequence number: a message the channel layer
+dropped is counted (``feed_loss_counters``) and the client is told to ``resync`` through
+``GET /api/v1/events?since=``. Staff sockets do not join the layer at all: they subscribe to this process's
+``realtime.feedhub.FeedHub``, which receives each message once and sends batched frames (and repairs loss from
+the database).
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -19,16 +21,15 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from realtime import presence, queries
-from realtime.services import GROUP_ALL, chat_group, org_group
+from realtime.feedhub import FeedSubscriber, SequenceWatch, feed_hub, render_events
+from realtime.services import chat_group, event_item, org_group, record_feed_loss
 
 log = logging.getLogger("pushwatch.realtime")
 
 SUBPROTOCOL = "pushwatch.v1"
 BACKLOG_PAGE = 1000
 BACKLOG_MAX = 20_000
-DEDUPE_WINDOW = 20_000  # ids remembered per feed socket (a few hundred KB), so a repair never sends twice
-REPAIR_LIMIT = 5000
-REPAIR_DELAY_SECONDS = 0.25
+BACKLOG_FRAME = 250  # events per backlog frame
 
 
 def _query(scope) -> dict[str, str]:
@@ -68,53 +69,18 @@ def _member_ids(group_id: str) -> list[int]:
     return list(GroupMember.objects.filter(group_id=group_id, is_blocked=False).values_list("user_id", flat=True))
 
 
-@database_sync_to_async
-def _record_loss(gaps: int, missed: int, repaired: int = 0) -> None:
-    from realtime.services import redis_client
-
-    try:
-        pipe = redis_client().pipeline()
-        if gaps:
-            pipe.hincrby(queries.FEED_LOSS_KEY, "gaps", gaps)
-        if missed:
-            pipe.hincrby(queries.FEED_LOSS_KEY, "missed", missed)
-        if repaired:
-            pipe.hincrby(queries.FEED_LOSS_KEY, "repaired", repaired)
-        pipe.execute()
-    except Exception:
-        log.warning("[rt] could not record feed loss gaps=%s missed=%s", gaps, missed)
-
-
 class _FastDispatch:
     """Channels runs ``close_old_connections`` in a thread (one shared executor) before EVERY handler; for
     layer messages that never touch the database that hop is the whole cost and it serialises all sockets
     of a process. DB work here always goes through ``database_sync_to_async``, which does that cleanup."""
 
-    _NO_DB = frozenset({"rt.event", "rt.typing", "rt.presence"})
+    _NO_DB = frozenset({"rt.events", "rt.typing", "rt.presence"})
 
     async def dispatch(self, message):
         if message.get("type") in self._NO_DB:
             await getattr(self, message["type"].replace(".", "_"))(message)
         else:
             await super().dispatch(message)
-
-
-class _SequenceWatch:
-    """Remembers each publisher's last sequence number (and event id) per group; reports what was skipped."""
-
-    def __init__(self) -> None:
-        self.last: dict[tuple[str, str], tuple[int, int]] = {}
-
-    def missed(self, message: dict) -> tuple[int, int]:
-        """(messages skipped before this one, id of the last event seen from the same publisher)."""
-        key = (message.get("pub", ""), message.get("grp", ""))
-        seq = int(message.get("pseq", 0))
-        previous_seq, previous_id = self.last.get(key, (None, 0))
-        if previous_seq is None or seq > previous_seq:
-            self.last[key] = (seq, int(message["event"]["id"]))
-        if previous_seq is None or seq <= previous_seq + 1:
-            return 0, previous_id
-        return seq - previous_seq - 1, previous_id
 
 
 class ClientEventsConsumer(_FastDispatch, AsyncJsonWebsocketConsumer):
@@ -130,7 +96,7 @@ class ClientEventsConsumer(_FastDispatch, AsyncJsonWebsocketConsumer):
             await self.close()  # before accept: the handshake is refused (HTTP 403)
             return
         self.user = user
-        self.watch = _SequenceWatch()
+        self.watch = SequenceWatch()
         self.last_event_id = 0
         self.status = "online"
         self.last_touch = 0.0
@@ -269,17 +235,19 @@ class ClientEventsConsumer(_FastDispatch, AsyncJsonWebsocketConsumer):
 
     # ------------------------------------------------------------------ from the channel layer
 
-    async def rt_event(self, message: dict) -> None:
-        event = message["event"]
-        if event.get("organization_id") != self.user.organization_id:
-            return  # defence in depth: the org group should never carry another organization's event
-        missed, _ = self.watch.missed(message)
+    async def rt_events(self, message: dict) -> None:
+        items = message["events"]
+        if not items:
+            return
+        missed, _ = self.watch.missed(message, items[-1][0])
         if missed:
-            await _record_loss(1, missed)
+            await asyncio.to_thread(record_feed_loss, 1, missed)
             await self.send_json({"type": "resync", "since": self.last_event_id})
-        self.last_event_id = max(self.last_event_id, event["id"])
-        text = message.get("text")
-        await (self.send(text_data=text) if text else self.send_json({"type": "event", "event": event}))
+        for event_id, organization_id, _type, text in items:
+            if organization_id != self.user.organization_id:
+                continue  # defence in depth: the org group should never carry another organization's event
+            self.last_event_id = max(self.last_event_id, event_id)
+            await self.send(text_data='{"type": "event", "backlog": false, "event": ' + text + "}")
 
     async def rt_typing(self, message: dict) -> None:
         if message["user_id"] != self.user.pk:  # never echoed to the sender (any of their sockets)
@@ -301,15 +269,18 @@ def _origin_allowed(scope) -> bool:
     return bool(domain) and validate_host(domain, settings.ALLOWED_HOSTS)
 
 
-class StaffFeedConsumer(_FastDispatch, AsyncJsonWebsocketConsumer):
+class StaffFeedConsumer(AsyncJsonWebsocketConsumer):
     """Staff live feed: every organization (or one), optional event-type filter, ``since`` backlog then live.
 
-    No gap, no duplicate across the backlog/live seam: join the layer group FIRST, then read the backlog, and
-    skip any live event whose id was already sent. Live messages that arrive while the backlog is being read
-    wait in this consumer's channel queue (handlers run one at a time), so nothing is lost in between.
+    Frames: ``{"type": "events", "backlog": bool, "events": [...]}``, then ``ready`` after the backlog.
+    No gap, no duplicate across the backlog/live seam: subscribe to the hub FIRST, then read the backlog, then
+    release the live batches that queued meanwhile, minus any event the backlog already carried.
     """
 
-    joined: str | None = None
+    # No per-socket layer channel: the process's FeedHub holds the one subscription (an alias that is not
+    # configured makes Channels skip new_channel()).
+    channel_layer_alias = "staff-feed-uses-the-feed-hub"
+    subscriber: FeedSubscriber | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -318,63 +289,50 @@ class StaffFeedConsumer(_FastDispatch, AsyncJsonWebsocketConsumer):
             return
         params = _query(self.scope)
         try:
-            self.organization_id = int(params["organization"]) if params.get("organization") else None
+            organization_id = int(params["organization"]) if params.get("organization") else None
             since = int(params["since"]) if params.get("since") not in (None, "") else None
         except ValueError:
             await self.close()
             return
-        self.event_types = {t for t in params.get("types", "").split(",") if t} or None
-        self.watch = _SequenceWatch()
-        self.recent: deque[int] = deque(maxlen=DEDUPE_WINDOW)
-        self.sent: set[int] = set()
-        self.last_id = since or 0
-        self.repair_from, self.missed_pending, self.gaps_pending, self.repair_task = 0, 0, 0, None
-        self.joined = org_group(self.organization_id) if self.organization_id is not None else GROUP_ALL
-        await self.channel_layer.group_add(self.joined, self.channel_name)
+        event_types = {t for t in params.get("types", "").split(",") if t} or None
+        self.subscriber = FeedSubscriber(organization_id, event_types, self._send_frame, self._close_lagging)
+        await feed_hub().add(self.subscriber)
         await self.accept()
+        last_id = since or 0
         if since is not None:
-            await self._send_backlog(since)
-        await self.send_json({"type": "ready", "next": self.last_id})
+            last_id = await self._send_backlog(since)
+        await self.send_json({"type": "ready", "next": last_id})
+        self.subscriber.go_live()
 
     async def disconnect(self, code: int) -> None:
-        if getattr(self, "repair_task", None):
-            self.repair_task.cancel()
-        if self.joined:
-            await self.channel_layer.group_discard(self.joined, self.channel_name)
+        if self.subscriber is not None:
+            await feed_hub().remove(self.subscriber)
+            self.subscriber = None
 
-    async def _send_backlog(self, since: int) -> None:
+    async def _send_frame(self, frame: str) -> None:
+        await self.send(text_data=frame)
+
+    async def _close_lagging(self, code: int) -> None:
+        await self.close(code=code)
+
+    async def _send_backlog(self, since: int) -> int:
+        sub = self.subscriber
         cursor, total = since, 0
         while total < BACKLOG_MAX:
             page = await database_sync_to_async(queries.recent_events)(
-                self.organization_id, self.event_types, since=cursor, limit=BACKLOG_PAGE
+                sub.organization_id, sub.event_types, since=cursor, limit=BACKLOG_PAGE
             )
-            for event in page:
-                await self._deliver(event, backlog=True)
+            items = [event_item(event) for event in page]
+            sub.sent_in_backlog(item[0] for item in items)
+            for start in range(0, len(items), BACKLOG_FRAME):
+                await self.send(text_data=render_events(items[start : start + BACKLOG_FRAME], backlog=True))
             total += len(page)
+            if page:
+                cursor = page[-1]["id"]
             if len(page) < BACKLOG_PAGE:
-                return
-            cursor = page[-1]["id"]
+                return cursor
         await self.send_json({"type": "backlog.incomplete", "next": cursor})
-
-    async def _deliver(self, event: dict, backlog: bool = False, text: str | None = None) -> bool:
-        event_id = event["id"]
-        if event_id in self.sent:
-            return False
-        if len(self.recent) == self.recent.maxlen:
-            self.sent.discard(self.recent[0])
-        self.recent.append(event_id)
-        self.sent.add(event_id)
-        self.last_id = max(self.last_id, event_id)
-        if text:
-            await self.send(text_data=text)
-        else:
-            await self.send_json({"type": "event", "backlog": backlog, "event": event})
-        return True
-
-    def _wanted(self, event: dict) -> bool:
-        if self.organization_id is not None and event.get("organization_id") != self.organization_id:
-            return False
-        return self.event_types is None or event.get("event_type") in self.event_types
+        return cursor
 
     async def receive_json(self, content, **kwargs) -> None:
         if isinstance(content, dict) and content.get("type") == "ping":
@@ -385,30 +343,3 @@ class StaffFeedConsumer(_FastDispatch, AsyncJsonWebsocketConsumer):
             await super().receive(text_data=text_data, bytes_data=bytes_data, **kwargs)
         except ValueError:
             await self.send_json({"type": "error", "code": "malformed_json"})
-
-    async def rt_event(self, message: dict) -> None:
-        missed, previous_id = self.watch.missed(message)
-        event = message["event"]
-        if self._wanted(event):
-            await self._deliver(event, text=message.get("text"))
-        if missed:
-            # Coalesce: under a burst of drops, one database read repairs them all.
-            self.missed_pending += missed
-            self.gaps_pending += 1
-            self.repair_from = min(self.repair_from, previous_id) if self.repair_from else previous_id
-            if self.repair_task is None:
-                self.repair_task = asyncio.ensure_future(self._repair_soon())
-
-    async def _repair_soon(self) -> None:
-        """The layer dropped messages: re-read the events after the last one seen from the publisher that
-        skipped, and send those not sent yet (dedupe by id)."""
-        await asyncio.sleep(REPAIR_DELAY_SECONDS)
-        since, missed, gaps = self.repair_from, self.missed_pending, self.gaps_pending
-        self.repair_from, self.missed_pending, self.gaps_pending, self.repair_task = 0, 0, 0, None
-        page = await database_sync_to_async(queries.recent_events)(
-            self.organization_id, self.event_types, since=max(since - 1, 0), limit=REPAIR_LIMIT
-        )
-        repaired = 0
-        for event in page:
-            repaired += await self._deliver(event, backlog=True)
-        await _record_loss(gaps, missed, repaired)

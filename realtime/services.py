@@ -9,7 +9,10 @@ How an event travels (DESIGN.md behaviour 8):
 2. after the caller's transaction commits (at once in autocommit) the event is handed to this process's
    *publisher*: one daemon thread with its own event loop that sends to the channel layer in order. The caller
    never waits on Redis, so a slow or dead Redis cannot slow down or break a message send.
-3. every broadcast carries ``(pub, pseq)``: the publisher's id and a per-group sequence number, so a consumer
+3. the publisher sends what has queued up as ONE ``rt.events`` layer message per group (``GROUP_ALL`` and the
+   event's organization group): ``events`` is a list of ``EventItem`` ``[id, organization_id, event_type, json]``
+   with each event rendered to JSON once, here, so no receiver serialises it again;
+4. every broadcast carries ``(pub, pseq)``: the publisher's id and a per-group sequence number, so a receiver
    that sees a jump knows it lost messages (channel-layer capacity, Redis reconnect) and counts it.
 """
 
@@ -39,6 +42,10 @@ GROUP_ALL = "rt.all"
 GROUP_SYSTEM = "rt.system"
 FAILURE_KEY = "pw:rt:emit_failures"
 PUBLISH_QUEUE_MAX = 50_000
+PUBLISH_BATCH_MAX = 200  # events per layer message (a few tens of KB)
+
+# What travels on the layer per event: (id, organization_id, event_type, the event as JSON text).
+EventItem = tuple[int, int | None, str, str]
 
 # The organization is checked in the statement itself: Django's foreign keys are DEFERRABLE INITIALLY DEFERRED,
 # so a bad id would otherwise only fail at the caller's COMMIT and take the caller's own writes with it.
@@ -114,6 +121,11 @@ def fit_payload(payload: Any, limit: int = MAX_PAYLOAD_BYTES, cut_to: int = TRUN
     return result
 
 
+def event_item(event: dict) -> list:
+    """The layer form of one event (a list: msgpack has no tuples)."""
+    return [event["id"], event["organization_id"], event["event_type"], json.dumps(event)]
+
+
 # --------------------------------------------------------------------------- failure counters
 
 _local_failures: Counter[str] = Counter()  # this process; also pushed to Redis when Redis answers
@@ -153,6 +165,20 @@ def record_failure(kind: str) -> None:
             _unflushed_failures[name] -= count
         for name in [n for n, c in _unflushed_failures.items() if c <= 0]:
             del _unflushed_failures[name]
+
+
+def record_feed_loss(gaps: int, missed: int, repaired: int = 0) -> None:
+    """Count live-stream loss seen by a receiver (``realtime.queries.feed_loss_counters``). Best effort."""
+    from realtime.queries import FEED_LOSS_KEY
+
+    try:
+        pipe = redis_client().pipeline()
+        for name, count in (("gaps", gaps), ("missed", missed), ("repaired", repaired)):
+            if count:
+                pipe.hincrby(FEED_LOSS_KEY, name, count)
+        pipe.execute()
+    except Exception:
+        log.warning("[rt] could not record feed loss gaps=%s missed=%s", gaps, missed)
 
 
 # --------------------------------------------------------------------------- the publisher
@@ -197,25 +223,37 @@ class _Publisher:
         from channels.layers import get_channel_layer
 
         while True:
-            event = await self.queue.get()
+            batch = [await self.queue.get()]
+            # Whatever queued up while the last send was in flight goes out together: one message per group.
+            while len(batch) < PUBLISH_BATCH_MAX and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
             try:
                 layer = get_channel_layer()  # looked up each time: tests swap CHANNEL_LAYERS
-                # Rendered once here, so each of N sockets forwards the frame without its own json.dumps.
-                text = json.dumps({"type": "event", "backlog": False, "event": event})
-                for group in (GROUP_ALL, org_group(event["organization_id"])):
-                    seq = self.group_seq.get(group, 0) + 1
-                    self.group_seq[group] = seq
-                    message = {"type": "rt.event", "event": event, "text": text, "pub": self.id, "pseq": seq,
-                               "grp": group}  # fmt: skip
-                    await asyncio.wait_for(layer.group_send(group, message), timeout=2.0)
-            except Exception as exc:
-                log.warning("[rt] broadcast failed id=%s: %s", event.get("id"), exc)
+                items = [event_item(event) for event in batch]
+                by_group: dict[str, list] = {GROUP_ALL: items}
+                for item in items:
+                    by_group.setdefault(org_group(item[1]), []).append(item)
+                for group, group_items in by_group.items():
+                    try:
+                        await self._send(layer, group, group_items)
+                    except Exception as exc:  # one group's failure must not cost the others their events
+                        log.warning("[rt] broadcast of %d events to %s failed: %s", len(group_items), group, exc)
+                        await asyncio.to_thread(record_failure, "broadcast")
+            except Exception:
+                log.exception("[rt] broadcast of %d events failed", len(batch))
                 await asyncio.to_thread(record_failure, "broadcast")
             finally:
                 with self.pending_lock:
-                    self.pending -= 1
+                    self.pending -= len(batch)
                     if self.pending == 0:
                         self.idle.set()
+
+    async def _send(self, layer, group: str, items: list) -> None:
+        # The sequence number advances even if the send fails: receivers then see the gap and repair it.
+        seq = self.group_seq.get(group, 0) + 1
+        self.group_seq[group] = seq
+        message = {"type": "rt.events", "events": items, "pub": self.id, "pseq": seq, "grp": group}
+        await asyncio.wait_for(layer.group_send(group, message), timeout=2.0)
 
 
 _publisher: _Publisher | None = None

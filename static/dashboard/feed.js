@@ -10,8 +10,13 @@
   const pauseBtn = document.getElementById("feed-pause");
   const filters = document.getElementById("feed-filters");
   const MAX_ROWS = 500;
+  const SEEN_MAX = 5000;
+  // lastId is the reconnect cursor (highest id seen); seen dedupes, because ids can arrive out of order
+  // (events commit in a different order than their ids were taken) and backfill and live may overlap.
   let lastId = parseInt(table.dataset.since || "0", 10);
   let socket = null, paused = false, buffered = [], arrivals = [], retry = 0;
+  const seen = new Set(), seenOrder = [];
+  for (const tr of rows.querySelectorAll("tr[data-id]")) { seen.add(Number(tr.dataset.id)); seenOrder.push(Number(tr.dataset.id)); }
 
   function url() {
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
@@ -29,22 +34,47 @@
     s.onmessage = (m) => {
       let data;
       try { data = JSON.parse(m.data); } catch (e) { return; }
-      if (data && data.type === "event") receive(data.event);  // {"type": "event", "backlog": bool, "event": {...}}
+      // {"type": "events", "backlog": bool, "events": [...]}: many events per frame; "event" is the single form.
+      if (data && data.type === "events" && Array.isArray(data.events)) receiveMany(data.events);
+      else if (data && data.type === "event") receiveMany([data.event]);
     };
-    s.onclose = () => {
+    s.onclose = (ev) => {
       if (s !== socket) return;  // replaced by a reconnect with new filters
       status.textContent = "disconnected, retrying…"; status.className = "status down";
-      setTimeout(connect, Math.min(10000, 500 * 2 ** retry++));
+      // 4409: this browser fell too far behind the live stream; catch up at once from the cursor.
+      const wait = ev.code === 4409 ? 0 : Math.min(10000, 500 * 2 ** retry++);
+      setTimeout(connect, wait);
     };
   }
 
-  function receive(e) {
-    if (e == null || typeof e.id !== "number") return;
-    if (e.id <= lastId) return;  // backfill and live may overlap
-    lastId = e.id;
-    arrivals.push(Date.now());
-    if (paused) { buffered.push(e); bufferedEl.textContent = buffered.length + " buffered"; return; }
-    render(e);
+  function receiveMany(events) {
+    const fresh = [];
+    for (const e of events) {
+      if (e == null || typeof e.id !== "number" || seen.has(e.id)) continue;
+      seen.add(e.id); seenOrder.push(e.id);
+      if (seenOrder.length > SEEN_MAX) seen.delete(seenOrder.shift());
+      if (e.id > lastId) lastId = e.id;
+      arrivals.push(Date.now());
+      fresh.push(e);
+    }
+    if (!fresh.length) return;
+    if (paused) {
+      buffered.push(...fresh);
+      if (buffered.length > MAX_ROWS) buffered = buffered.slice(-MAX_ROWS);
+      bufferedEl.textContent = buffered.length + " buffered";
+      return;
+    }
+    renderAll(fresh);
+  }
+
+  function renderAll(events) {
+    const fragment = document.createDocumentFragment();
+    let tr = null;
+    for (const e of events.slice(-MAX_ROWS)) { tr = row(e); fragment.appendChild(tr); }
+    rows.appendChild(fragment);
+    while (rows.children.length > MAX_ROWS) rows.removeChild(rows.firstChild);
+    document.getElementById("feed-empty").hidden = true;
+    if (tr) tr.scrollIntoView({block: "nearest"});
   }
 
   function cell(tr, text, cls) {
@@ -54,7 +84,7 @@
     tr.appendChild(td);
   }
 
-  function render(e) {
+  function row(e) {
     const tr = document.createElement("tr");
     tr.className = "new";
     cell(tr, e.id);
@@ -64,16 +94,13 @@
     code.textContent = e.event_type; td.appendChild(code); tr.appendChild(td);
     cell(tr, e.entity_type + " " + String(e.entity_id).slice(0, 13));
     cell(tr, JSON.stringify(e.payload), "payload");
-    rows.appendChild(tr);
-    while (rows.children.length > MAX_ROWS) rows.removeChild(rows.firstChild);
-    document.getElementById("feed-empty").hidden = true;
-    tr.scrollIntoView({block: "nearest"});
+    return tr;
   }
 
   pauseBtn.addEventListener("click", () => {
     paused = !paused;
     pauseBtn.textContent = paused ? "Resume" : "Pause";
-    if (!paused) { buffered.forEach(render); buffered = []; bufferedEl.textContent = ""; }
+    if (!paused) { renderAll(buffered); buffered = []; bufferedEl.textContent = ""; }
   });
   filters.addEventListener("change", () => {
     // New filters: reconnect from the latest id seen so nothing is replayed or skipped.

@@ -6,6 +6,7 @@ docs/screenshots) or a temporary folder.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import tempfile
@@ -148,6 +149,44 @@ def test_the_live_feed_shows_a_new_messages_event_within_two_seconds(server, pag
     page.wait_for_selector(f"#feed-rows tr:has-text('message {str(message.pk)[:13]}')", timeout=2_000)
     assert time.monotonic() - started < 2.0 + 0.5  # the wait above already bounds it at 2 s
     shot(page, "feed")
+
+
+def test_the_live_feed_shows_every_event_of_a_burst_even_when_ids_arrive_out_of_order(server, page):
+    """Events commit in a different order than their ids were taken: a lower id arriving after a higher
+    one is new, not a replay, and must get its row."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from channels.layers import get_channel_layer
+
+    from realtime import services
+    from realtime.models import RealtimeEvent
+    from tests.factories import OrganizationFactory
+
+    org = OrganizationFactory()
+    login(page, server, staff("support"))
+    page.goto(f"{server}/dashboard/feed/")
+    page.wait_for_selector("#feed-status.live", timeout=10_000)
+    burst = [services.emit(org, "burst.test", "n", i, {"i": i}) for i in range(120)]
+    services.wait_for_broadcasts(5)
+    page.wait_for_function("document.querySelectorAll('#feed-rows tr').length >= 120", timeout=5_000)
+    # Two committed events whose broadcasts reach the server highest id first.
+    early, late = (RealtimeEvent.objects.create(organization=org, event_type="late.commit", entity_type="n",
+                                                entity_id=str(i)) for i in (1, 2))  # fmt: skip
+    wire = [services.event_item(services_event(e)) for e in (late, early)]
+    message = {"type": "rt.events", "events": wire, "pub": "browser-test", "pseq": 1, "grp": services.GROUP_ALL}
+    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API owns this thread's event loop
+        pool.submit(asyncio.run, get_channel_layer().group_send(services.GROUP_ALL, message)).result(10)
+    page.wait_for_selector(f"#feed-rows tr:has-text('late.commit') >> text='{early.id}'", timeout=5_000)
+    ids = [int(t) for t in page.locator("#feed-rows tr td:first-child").all_inner_texts()]
+    assert set(burst) <= set(ids) and {early.id, late.id} <= set(ids)
+    assert len(ids) == len(set(ids))  # no row twice
+
+
+def services_event(event) -> dict:
+    from realtime.queries import serialize_event
+
+    fields = ("id", "organization_id", "event_type", "entity_type", "entity_id", "payload", "created_at")
+    return serialize_event({f: getattr(event, f) for f in fields})
 
 
 def seed_deliveries() -> None:

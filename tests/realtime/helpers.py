@@ -87,10 +87,22 @@ async def receive_until(comm: WebsocketCommunicator, kind: str, timeout: float =
             return message
 
 
+def events_in(message: dict) -> list[dict]:
+    """The events a frame carries: a client's ``event`` frame has one, a staff feed's ``events`` frame many."""
+    if message.get("type") == "event":
+        return [message["event"]]
+    if message.get("type") == "events":
+        return list(message["events"])
+    return []
+
+
 async def collect_events(comm: WebsocketCommunicator, count: int, timeout: float = 10.0) -> list[dict]:
-    events = []
+    """At least ``count`` events (a staff frame may carry more: all of them are returned)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    events: list[dict] = []
     while len(events) < count:
-        events.append((await receive_until(comm, "event", timeout))["event"])
+        events += events_in(await comm.receive_json_from(timeout=max(0.05, deadline - loop.time())))
     return events
 
 
@@ -99,9 +111,7 @@ async def no_more_events(comm: WebsocketCommunicator, wait: float = 0.5) -> list
     cancel the application on timeout, unlike ``receive_json_from``."""
     extra = []
     while not await comm.receive_nothing(timeout=wait):
-        message = await comm.receive_json_from()
-        if message.get("type") == "event":
-            extra.append(message["event"])
+        extra += events_in(await comm.receive_json_from())
     return extra
 
 
@@ -112,8 +122,7 @@ async def events_until_ready(comm: WebsocketCommunicator, timeout: float = 10.0)
         message = await comm.receive_json_from(timeout=timeout)
         if message["type"] == "ready":
             return events
-        if message["type"] == "event":
-            events.append(message["event"])
+        events += events_in(message)
 
 
 def payload_bytes(payload: dict) -> int:

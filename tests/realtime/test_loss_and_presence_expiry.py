@@ -36,8 +36,8 @@ def test_a_dropped_broadcast_is_counted_and_the_staff_feed_repairs_it_from_the_d
         layer = get_channel_layer()
         # A publisher whose message #2 the layer dropped (as over-capacity or a Redis reconnect would).
         for pseq, event in ((1, first), (3, third)):
-            wire = await sync_to_async(as_wire)(event)
-            await layer.group_send(services.GROUP_ALL, {"type": "rt.event", "event": wire, "pub": "test-pub",
+            item = services.event_item(await sync_to_async(as_wire)(event))
+            await layer.group_send(services.GROUP_ALL, {"type": "rt.events", "events": [item], "pub": "test-pub",
                                                         "pseq": pseq, "grp": services.GROUP_ALL})  # fmt: skip
         received = await collect_events(comm, 3)
         assert sorted(e["id"] for e in received) == [first.id, lost.id, third.id]
@@ -61,11 +61,12 @@ def test_a_client_that_missed_a_broadcast_is_told_to_resync_from_its_cursor():
         await receive_until(comm, "hello")
         wire = await sync_to_async(as_wire)(event)
         group = services.org_group(user.organization_id)
-        await get_channel_layer().group_send(group, {"type": "rt.event", "event": wire, "pub": "p", "pseq": 1,
-                                                     "grp": group})  # fmt: skip
+        await get_channel_layer().group_send(group, {"type": "rt.events", "events": [services.event_item(wire)],
+                                                     "pub": "p", "pseq": 1, "grp": group})  # fmt: skip
         await receive_until(comm, "event")
-        await get_channel_layer().group_send(group, {"type": "rt.event", "event": wire | {"id": event.id + 5},
-                                                     "pub": "p", "pseq": 4, "grp": group})  # fmt: skip
+        later = services.event_item(wire | {"id": event.id + 5})
+        await get_channel_layer().group_send(group, {"type": "rt.events", "events": [later], "pub": "p", "pseq": 4,
+                                                     "grp": group})  # fmt: skip
         resync = await receive_until(comm, "resync")
         assert resync["since"] == event.id
         await comm.disconnect()
