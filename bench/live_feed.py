@@ -26,8 +26,15 @@ EVENT_TYPE = "bench.live"
 
 def _clients_main(url: str, cookie: str, count: int, ready, start_draining, emitted_total, results) -> None:
     """One process holding ``count`` websocket clients; reports per-client counts and latencies."""
+    import gc
+
     import psutil
     import websockets
+
+    # The measuring tool must not add its own pauses: with ~750,000 latencies held, its full garbage
+    # collections took 100-190 ms and showed up as server latency. Parsed frames hold no cycles, so
+    # reference counting frees them anyway.
+    gc.disable()
 
     async def one_client(index: int, connected: asyncio.Event, stats: list) -> None:
         state = {"received": 0, "frames": 0, "duplicates": 0, "latencies": [], "closed_early": False,
