@@ -4,6 +4,7 @@
   const table = document.getElementById("feed");
   if (!table) return;
   const rows = document.getElementById("feed-rows");
+  const wrap = document.getElementById("feed-wrap");
   const status = document.getElementById("feed-status");
   const rateEl = document.getElementById("feed-rate");
   const bufferedEl = document.getElementById("feed-buffered");
@@ -68,13 +69,15 @@
   }
 
   function renderAll(events) {
+    if (!events.length) return;
+    // Follow the stream only while the reader is at the bottom; someone scrolled up to read is not yanked away.
+    const following = wrap.scrollTop + wrap.clientHeight >= wrap.scrollHeight - 40;
     const fragment = document.createDocumentFragment();
-    let tr = null;
-    for (const e of events.slice(-MAX_ROWS)) { tr = row(e); fragment.appendChild(tr); }
+    for (const e of events.slice(-MAX_ROWS)) fragment.appendChild(row(e));
     rows.appendChild(fragment);
     while (rows.children.length > MAX_ROWS) rows.removeChild(rows.firstChild);
     document.getElementById("feed-empty").hidden = true;
-    if (tr) tr.scrollIntoView({block: "nearest"});
+    if (following) wrap.scrollTop = wrap.scrollHeight;
   }
 
   function cell(tr, text, cls) {

@@ -92,9 +92,9 @@ def login(page, base: str, user) -> None:
     page.wait_for_url(re.compile(r".*/dashboard/$"))
 
 
-def shot(page, name: str) -> None:
+def shot(page, name: str, full_page: bool = True) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)
 
 
 @pytest.mark.parametrize("role", ["admins", "support", "managers"])
@@ -180,6 +180,8 @@ def test_the_live_feed_shows_every_event_of_a_burst_even_when_ids_arrive_out_of_
     ids = [int(t) for t in page.locator("#feed-rows tr td:first-child").all_inner_texts()]
     assert set(burst) <= set(ids) and {early.id, late.id} <= set(ids)
     assert len(ids) == len(set(ids))  # no row twice
+    page.wait_for_timeout(1200)  # let the events/s counter tick
+    shot(page, "feed_burst", full_page=False)
 
 
 def services_event(event) -> dict:
