@@ -26,6 +26,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from messaging.models import GroupMember, Message, User
@@ -294,6 +295,7 @@ class _PushResult:
     retry: list[Classification] = field(default_factory=list)
     permanent: Classification | None = None
     dead: Classification | None = None
+    rejected_before: tuple[str, str] | None = None  # (Action, reason) of a permanent rejection earlier
 
 
 def dispatch_due_pushes(limit: int = 500) -> int:
@@ -332,15 +334,27 @@ def _send_and_record(pushes: list[PushNotification]) -> dict[str, Any]:
         devices_by_user[d.user_id].append(d)
     for d in UserDevice.objects.filter(active=True, id__in=targeted).only("id", "user_id", "platform", "token"):
         device_by_id[d.id] = d
-    # Devices that already accepted this push (an earlier attempt, or a worker that died after sending)
-    # are not sent it again.
-    already = set(
-        PushDeliveryLog.objects.filter(push_id__in=list(by_id), status=DeliveryStatus.SENT).values_list(
-            "push_id", "device_id"
-        )
+    # Devices already done with this push are not sent it again: those that accepted it (an earlier attempt,
+    # or a worker that died after sending) and those that rejected it for good (a permanent error for this
+    # push: a retry meant for another device must not repeat it).
+    done = PushDeliveryLog.objects.filter(push_id__in=list(by_id)).filter(
+        Q(status=DeliveryStatus.SENT)
+        | Q(status=DeliveryStatus.FAILED, details__action__in=[Action.FAIL.value, Action.PAYLOAD_ERROR.value])
     )
-    accepted_before = {push_id for push_id, _ in already}
-    results = {p.id: _PushResult(accepted=p.id in accepted_before) for p in pushes}
+    already: set[tuple[uuid.UUID, uuid.UUID]] = set()
+    accepted_before: set[uuid.UUID] = set()
+    rejected_before: dict[uuid.UUID, tuple[str, str]] = {}
+    for push_id, device_id, status, details in done.values_list("push_id", "device_id", "status", "details"):
+        already.add((push_id, device_id))
+        if status == DeliveryStatus.SENT:
+            accepted_before.add(push_id)
+        else:
+            details = details or {}
+            reason = f"{details.get('error_code') or 'rejected'}: {details.get('detail') or ''}".strip(": ")
+            rejected_before[push_id] = (str(details.get("action") or Action.FAIL), reason)
+    results = {
+        p.id: _PushResult(accepted=p.id in accepted_before, rejected_before=rejected_before.get(p.id)) for p in pushes
+    }
     sends: list[tuple[PushNotification, UserDevice]] = []
     for push in pushes:
         if push.target_device_id is not None:
@@ -471,6 +485,10 @@ def _final_state(push: PushNotification, r: _PushResult) -> tuple:
     if r.permanent is not None:
         reason = "payload_rejected" if r.permanent.action is Action.PAYLOAD_ERROR else "provider_rejected"
         return (push.id, PushStatus.FAILED, reason, r.permanent.reason, None)
+    if r.rejected_before is not None:  # nothing left to try, and an earlier answer was final
+        action, last_error = r.rejected_before
+        reason = "payload_rejected" if action == Action.PAYLOAD_ERROR else "provider_rejected"
+        return (push.id, PushStatus.FAILED, reason, last_error, None)
     if r.dead is not None:  # every device it went to turned out dead
         return (push.id, PushStatus.FAILED, "no_active_device", r.dead.reason, None)
     return (push.id, PushStatus.SUPPRESSED, "no_active_device", "", None)

@@ -360,3 +360,41 @@ def test_a_missing_service_account_file_retries_the_push_later_and_deactivates_n
     assert push.status == "sending" and push.next_attempt_at is not None  # not stuck: retried with backoff
     assert PushDeliveryLog.objects.get(push=push).status == "failed"
     assert UserDevice.objects.filter(active=False).count() == 0
+
+
+def test_a_device_that_rejected_a_push_for_good_is_not_sent_it_again_when_another_device_retries(fake_fcm, commit):
+    room = make_room(recipients=1, devices_each=2)
+    rejecting, busy = tokens_of(room.members[0])
+    fake_fcm.script(rejecting, [{"error": "INVALID_ARGUMENT_PAYLOAD"}])
+    fake_fcm.script(busy, [{"error": "UNAVAILABLE", "retry_after": 1}])
+    commit(send, room)
+    services.dispatch_due_pushes()
+    push = PushNotification.objects.get()
+    assert push.status == "sending"  # the busy device gets another try
+
+    while timezone.now() < push.next_attempt_at:
+        time.sleep(0.1)
+    assert services.dispatch_due_pushes() == 1
+    push.refresh_from_db()
+    assert push.status == "sent" and push.delivery_attempts == 2
+    tried = list(PushDeliveryLog.objects.filter(push=push).values_list("device__token", "status"))
+    assert sorted(tried) == sorted([(rejecting, "failed"), (busy, "failed"), (busy, "sent")])
+    assert [d["token"] for d in fake_fcm.deliveries()] == [busy]
+
+
+def test_a_push_whose_only_remaining_device_vanished_fails_with_the_earlier_rejection(fake_fcm, commit):
+    room = make_room(recipients=1, devices_each=2)
+    rejecting, busy = tokens_of(room.members[0])
+    fake_fcm.script(rejecting, [{"error": "INVALID_ARGUMENT_PAYLOAD"}])
+    fake_fcm.script(busy, [{"error": "UNAVAILABLE", "retry_after": 1}])
+    commit(send, room)
+    services.dispatch_due_pushes()
+    services.deactivate_device(UserDevice.objects.get(token=busy), reason="logged out")
+    push = PushNotification.objects.get()
+    while timezone.now() < push.next_attempt_at:
+        time.sleep(0.1)
+    services.dispatch_due_pushes()
+    push.refresh_from_db()
+    assert (push.status, push.status_reason) == ("failed", "payload_rejected")
+    assert push.last_error.startswith("INVALID_ARGUMENT")
+    assert PushDeliveryLog.objects.filter(push=push, device__token=rejecting).count() == 1
