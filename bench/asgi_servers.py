@@ -1,4 +1,6 @@
-"""Which ASGI server runs `web`: uvicorn vs Daphne, side by side, on the same endpoint and load.
+"""Which ASGI server runs `web`: uvicorn vs Daphne, side by side, on the same endpoint and load; and what
+the web process's PostgreSQL connection pool (DB_POOL, on by default in config/asgi.py) is worth: uvicorn
+once more with DB_POOL=0, a new database connection per request.
 
   python -m bench.asgi_servers [--quick]
 
@@ -48,6 +50,8 @@ SERVERS = {
         "config.asgi:application",
     ],  # fmt: skip
 }
+# Rows: (label, server, environment overrides).
+RUNS = [("uvicorn", "uvicorn", {}), ("daphne", "daphne", {}), ("uvicorn, no pool", "uvicorn", {"DB_POOL": "0"})]
 
 
 def bench_token() -> str:
@@ -94,13 +98,13 @@ async def _load(port: int, token: str, connections: int, seconds: float) -> tupl
     return latencies, errors, time.perf_counter() - started
 
 
-def measure(name: str, token: str, connections: int, seconds: float, warmup: float) -> dict:
+def measure(label: str, name: str, env: dict, token: str, connections: int, seconds: float, warmup: float) -> dict:
     import psutil
 
     from tests.processes import free_port, wait_for_http
 
     port = free_port()
-    proc = subprocess.Popen(SERVERS[name](port), cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(SERVERS[name](port), cwd=ROOT, env=dict(os.environ) | env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     try:
         wait_for_http(f"http://127.0.0.1:{port}/healthz", 30, proc)
@@ -114,7 +118,7 @@ def measure(name: str, token: str, connections: int, seconds: float, warmup: flo
         proc.wait(10)
     server_cpu = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
     return {
-        "server": name,
+        "server": label,
         "requests": len(latencies),
         "req_per_s": round(len(latencies) / elapsed, 1),
         **summary_ms(latencies),
@@ -130,9 +134,9 @@ def main() -> None:
               "endpoint": "GET /api/v1/config (token auth)", "processes_per_server": 1}  # fmt: skip
     token = bench_token()
     rows = []
-    for name in SERVERS:
-        print(f"  {name}: {params['connections']} keep-alive connections for {params['seconds']} s ...", flush=True)
-        rows.append(measure(name, token, params["connections"], params["seconds"], params["warmup_s"]))
+    for label, name, env in RUNS:
+        print(f"  {label}: {params['connections']} keep-alive connections for {params['seconds']} s ...", flush=True)
+        rows.append(measure(label, name, env, token, params["connections"], params["seconds"], params["warmup_s"]))
     print_table("ASGI servers, one process each", rows)
     by = {r["server"]: r for r in rows}
     ratios = {
@@ -140,8 +144,12 @@ def main() -> None:
         "daphne_over_uvicorn_cpu_per_req": round(
             by["daphne"]["server_cpu_ms_per_req"] / max(by["uvicorn"]["server_cpu_ms_per_req"], 1e-9), 2
         ),
+        "pool_over_no_pool_req_per_s": round(
+            by["uvicorn"]["req_per_s"] / max(by["uvicorn, no pool"]["req_per_s"], 1e-9), 2
+        ),
     }
-    print(f"\nuvicorn / daphne throughput: {ratios['uvicorn_over_daphne_req_per_s']}x")
+    print(f"\nuvicorn / daphne throughput: {ratios['uvicorn_over_daphne_req_per_s']}x; "
+          f"connection pool / no pool: {ratios['pool_over_no_pool_req_per_s']}x")  # fmt: skip
     write_result("asgi_servers", params, rows, ratios)
 
 

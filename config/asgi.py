@@ -8,6 +8,10 @@ because mobile clients send no Origin header at all.
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# The web process pools its PostgreSQL connections (see DB_POOL in config/settings.py) unless told otherwise.
+if "CONN_MAX_AGE" not in os.environ:
+    os.environ.setdefault("DB_POOL", "1")
+os.environ.setdefault("DB_APPLICATION_NAME", "pushwatch-web")
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
