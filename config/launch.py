@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -41,7 +42,11 @@ def main() -> int:
         flush=True,
     )
     procfile = env.get("PUSHWATCH_PROCFILE", str(ROOT / "Procfile"))
-    return subprocess.call([sys.executable, "-m", "honcho", "-f", procfile, "-d", str(ROOT), "start"], env=env)
+    honcho = subprocess.Popen([sys.executable, "-m", "honcho", "-f", procfile, "-d", str(ROOT), "start"], env=env)
+    # Ctrl-C reaches honcho too (same process group) and honcho stops every process; this launcher just
+    # waits for that instead of dying with a KeyboardInterrupt traceback halfway through the shutdown.
+    signal.signal(signal.SIGINT, lambda *_: None)
+    return honcho.wait()
 
 
 if __name__ == "__main__":
