@@ -234,16 +234,18 @@ def run_service(user, entries: list[dict]) -> float:
 class HttpServer:
     """A real uvicorn (one process) on the bench database, throttle raised, kept up across rounds."""
 
-    def __init__(self, stack, conn_max_age: int):
+    def __init__(self, stack, pool: bool):
         from tests.processes import ROOT, free_port, running
 
-        self.conn_max_age = conn_max_age
+        self.pool = pool
+        self.label = "pool" if pool else "no_pool"
         self.base = f"http://127.0.0.1:{free_port()}"
         env = dict(os.environ, DJANGO_SETTINGS_MODULE="config.settings", PYTHONUNBUFFERED="1",
-                   THROTTLE_TELEMETRY_RATE="100000000/min", CONN_MAX_AGE=str(conn_max_age))  # fmt: skip
+                   THROTTLE_TELEMETRY_RATE="100000000/min", DB_POOL="1" if pool else "0")  # fmt: skip
+        env.pop("CONN_MAX_AGE", None)
         cmd = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
                "--port", self.base.rsplit(":", 1)[1], "--no-access-log", "--log-level", "warning"]  # fmt: skip
-        log_path = ROOT / "var" / f"bench-telemetry-uvicorn-{conn_max_age}.log"
+        log_path = ROOT / "var" / f"bench-telemetry-uvicorn-{self.label}.log"
         self.proc = stack.enter_context(running(cmd, env, ready_url=f"{self.base}/healthz", log_path=log_path))
 
 
@@ -253,7 +255,7 @@ def run_http(server: HttpServer, token: str, entries: list[dict]) -> tuple[float
 
     bodies = [json.dumps(chunk).encode() for chunk in batches(entries)]  # serialised outside the timing
     statuses: dict[int, int] = {}
-    progress = Progress(f"http CONN_MAX_AGE={server.conn_max_age}", len(entries))
+    progress = Progress(f"http {server.label}", len(entries))
 
     async def drive() -> tuple[float, float]:
         headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
@@ -306,7 +308,8 @@ def main() -> None:
         ("service", lambda: run_service(user, entries), "ingest_batch: validate, parse, device, COPY"),
     ]
     with contextlib.ExitStack() as stack:
-        servers = [HttpServer(stack, conn_max_age) for conn_max_age in (0, 60)]
+        # The web process's default (a connection pool) and a new database connection per request.
+        servers = [HttpServer(stack, pool) for pool in (True, False)]
         for round_no in range(1, rounds + 1):  # interleaved rounds, best kept: the machine is shared
             print(f"round {round_no}/{rounds}")
             for way, run, note in in_process:
@@ -318,20 +321,21 @@ def main() -> None:
                 truncate()
                 seconds, statuses, server_cpu = run_http(server, token, entries)
                 assert statuses == {202: len(payloads)}, statuses
-                note = f"uvicorn x1, {HTTP_CONCURRENCY} clients, CONN_MAX_AGE={server.conn_max_age}; py = server"
-                keep(f"http_conn_max_age_{server.conn_max_age}", seconds, server_cpu, None, note)
+                what = "DB_POOL (default)" if server.pool else "no pool: a connection per request"
+                note = f"uvicorn x1, {HTTP_CONCURRENCY} clients, {what}; py = server"
+                keep(f"http_{server.label}", seconds, server_cpu, None, note)
     truncate()
 
     results = list(best.values())
     rate = {r["way"]: r["rows_per_s"] for r in results}
     cpu = {r["way"]: r["py_cpu_us_per_row"] + (r["pg_cpu_us_per_row"] or 0) for r in results}
-    best_http = max(rate["http_conn_max_age_0"], rate["http_conn_max_age_60"])
+    best_http = rate["http_pool"]
     ratios = {
         "service / copy": round(rate["service"] / rate["copy"], 3),
         "service / copy_text": round(rate["service"] / rate["copy_text"], 3),
         "service / bulk_create": round(rate["service"] / rate["bulk_create"], 2),
-        "http (default CONN_MAX_AGE=0) rows/s": rate["http_conn_max_age_0"],
-        "http (CONN_MAX_AGE=60) rows/s": rate["http_conn_max_age_60"],
+        "http (default: pool) rows/s": rate["http_pool"],
+        "http (no pool) rows/s": rate["http_no_pool"],
         "cpu per row: copy / service": round(cpu["copy"] / cpu["service"], 3),
         "cpu per row: bulk_create / service": round(cpu["bulk_create"] / cpu["service"], 2),
     }
