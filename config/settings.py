@@ -40,6 +40,11 @@ if env.bool("DB_POOL", default=False):
     if DATABASES["default"]["CONN_MAX_AGE"]:
         raise ImproperlyConfigured("DB_POOL=1 cannot be combined with CONN_MAX_AGE > 0: pick one.")
     DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 1, "max_size": env.int("DB_POOL_MAX_SIZE", default=10)}
+# Django turns psycopg's automatic prepared statements off (for transaction-pooling proxies such as PgBouncer).
+# Only the hot paths that use a server-side-binding cursor (messaging.services) are affected: their statement is
+# prepared after 5 runs on a connection and not re-planned after that. DB_PREPARE_THRESHOLD=0 turns it off again.
+_prepare_threshold = env.int("DB_PREPARE_THRESHOLD", default=5)
+DATABASES["default"]["OPTIONS"]["prepare_threshold"] = _prepare_threshold or None
 DATABASES["default"]["OPTIONS"].setdefault("application_name", env.str("DB_APPLICATION_NAME", default="pushwatch"))
 DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME", default=None)}
 

@@ -63,9 +63,10 @@ class _IdempotentReplay(Exception):
 
 def _execute_one(sql: str, params: dict[str, Any]) -> tuple | None:
     # The hot path talks to psycopg directly with a server-side-binding cursor: psycopg then
-    # prepares the statement after a few runs (prepare_threshold), so PostgreSQL stops re-planning
-    # it, and Django's client-side interpolation is skipped. Same connection and transaction;
-    # errors still come out as django.db exceptions.
+    # prepares the statement after a few runs (DB_PREPARE_THRESHOLD in config/settings.py; Django
+    # turns that off by default), so PostgreSQL stops re-planning it, and Django's client-side
+    # interpolation is skipped. Same connection and transaction; errors still come out as
+    # django.db exceptions.
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, params)

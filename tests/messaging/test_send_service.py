@@ -219,3 +219,16 @@ def test_members_reading_at_the_same_moment_leave_every_message_read():
         len(readers),
     )
     assert set(Message.objects.filter(group=group).values_list("status", flat=True)) == {"read"}
+
+
+@pytest.mark.django_db
+def test_the_send_statement_is_prepared_on_its_connection_after_a_few_sends():
+    """PostgreSQL stops re-planning the hot insert (Django disables psycopg's automatic prepare by default)."""
+    from django.db import connection
+
+    group, (alice, _bob) = group_with_members(2)
+    for _ in range(8):
+        services.send_message(sender=alice.user, group_id=group.pk, client_generated_id=uuid.uuid4(), body="hi")
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s", ["%UPDATE messaging_group%"])
+        assert cur.fetchone()[0] == 1
