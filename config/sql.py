@@ -1,6 +1,26 @@
-"""SQL pieces shared by migrations: the append-only trigger."""
+"""SQL pieces shared across apps: the append-only trigger (migrations) and prepared hot-path statements."""
 
-from django.db import migrations
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from django.db import connection, migrations
+
+
+def execute_prepared(sql: str, params: dict[str, Any]) -> tuple[tuple | None, int]:
+    """Run one hot-path statement on Django's connection; returns (first row or None, rowcount).
+
+    A server-side-binding psycopg cursor instead of Django's client-side one: psycopg prepares a statement
+    it has run DB_PREPARE_THRESHOLD times on a connection, so PostgreSQL stops re-planning it (the web
+    process's pooled connections live long). Same connection and transaction as the ORM; errors still come
+    out as django.db exceptions. Cast parameters where PostgreSQL cannot infer their type.
+    """
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params)
+        return (cursor.fetchone() if cursor.description else None), cursor.rowcount
+
 
 _FUNCTION = """
 CREATE OR REPLACE FUNCTION pushwatch_refuse_change() RETURNS trigger AS $$

@@ -18,11 +18,11 @@ import logging
 import uuid
 from typing import Any
 
-import psycopg
 from django.db import IntegrityError, connection, transaction
 from rest_framework import status as http
 
 from config.errors import ApiError
+from config.sql import execute_prepared
 from messaging.models import Group, Message, MessageStatus, User
 from messaging.queries import membership_for
 from messaging.signals import message_committed
@@ -62,15 +62,8 @@ class _IdempotentReplay(Exception):
 
 
 def _execute_one(sql: str, params: dict[str, Any]) -> tuple | None:
-    # The hot path talks to psycopg directly with a server-side-binding cursor: psycopg then
-    # prepares the statement after a few runs (DB_PREPARE_THRESHOLD in config/settings.py; Django
-    # turns that off by default), so PostgreSQL stops re-planning it, and Django's client-side
-    # interpolation is skipped. Same connection and transaction; errors still come out as
-    # django.db exceptions.
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchone() if cursor.description else None
+    # Skips Django's client-side interpolation, and the statement gets prepared (config.sql).
+    return execute_prepared(sql, params)[0]
 
 
 def _run_in_own_transaction(sql: str, params: dict[str, Any]) -> tuple | None:

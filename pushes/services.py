@@ -29,6 +29,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from config.sql import execute_prepared
 from messaging.models import GroupMember, Message, User
 from pushes.errors import Action, Classification, backoff_delay, classify
 from pushes.models import (
@@ -149,13 +150,14 @@ def fan_out_message(message: Message) -> int:
         INSERT INTO {_PUSH} AS p (id, recipient_id, group_id, message_id, message_count, collapse_key, status,
             status_reason, payload, not_before, lease_until, retry_count, delivery_attempts, last_retry_at,
             next_attempt_at, last_error, created_at, sent_at, first_seq, last_seq, target_device_id)
-        SELECT gen_random_uuid(), gm.user_id, %(group_id)s, %(message_id)s, 1, %(collapse_key)s, %(status)s,
-            %(reason)s,
+        SELECT gen_random_uuid(), gm.user_id, %(group_id)s::uuid, %(message_id)s::uuid, 1, %(collapse_key)s::text,
+            %(status)s::text, %(reason)s::text,
             jsonb_build_object('type', 'new_message', 'group_id', %(group_id)s::text,
-                               'message_id', %(message_id)s::text, 'created_at', %(created_at_iso)s, 'count', '1'),
-            %(not_before)s, NULL, 0, 0, NULL, NULL, '', now(), NULL, %(seq)s, %(seq)s, NULL
+                               'message_id', %(message_id)s::text, 'created_at', %(created_at_iso)s::text,
+                               'count', '1'),
+            %(not_before)s::timestamptz, NULL, 0, 0, NULL, NULL, '', now(), NULL, %(seq)s::bigint, %(seq)s::bigint, NULL
         FROM {_MEMBER} gm
-        WHERE gm.group_id = %(group_id)s AND gm.user_id <> %(sender_id)s AND NOT gm.is_blocked
+        WHERE gm.group_id = %(group_id)s::uuid AND gm.user_id <> %(sender_id)s::bigint AND NOT gm.is_blocked
           AND EXISTS (SELECT 1 FROM {_DEVICE} d WHERE d.user_id = gm.user_id AND d.active)
         ON CONFLICT (recipient_id, group_id) WHERE status = 'pending' DO UPDATE SET
             message_count = p.message_count + 1,
@@ -176,9 +178,7 @@ def fan_out_message(message: Message) -> int:
         "seq": message.seq,
         "sender_id": message.sender_id,
     }
-    with connection.cursor() as cur:
-        cur.execute(sql, params)
-        recipients = cur.rowcount
+    recipients = execute_prepared(sql, params)[1]
     if reason:
         log.info("[push] notify:fanout group=%s recipients=%d suppressed=%s", message.group_id, recipients, reason)
     else:

@@ -32,6 +32,8 @@ from typing import Any
 
 from django.db import connection, transaction
 
+from config.sql import execute_prepared
+
 log = logging.getLogger("pushwatch.realtime")
 
 MAX_PAYLOAD_BYTES = 2048
@@ -52,12 +54,15 @@ EventItem = tuple[int, int | None, str, str]
 _INSERT_SQL = """
 INSERT INTO realtime_realtimeevent
     (organization_id, event_type, entity_type, entity_id, payload, dedupe_key, created_at)
-SELECT %(org)s, %(type)s, %(etype)s, %(eid)s, %(payload)s::jsonb, %(dedupe)s, clock_timestamp()
+SELECT %(org)s::bigint, %(type)s::text, %(etype)s::text, %(eid)s::text, %(payload)s::jsonb, %(dedupe)s::text,
+       clock_timestamp()
 WHERE %(org)s::bigint IS NULL OR EXISTS (SELECT 1 FROM messaging_organization WHERE id = %(org)s::bigint)
 ON CONFLICT (organization_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
 RETURNING id, created_at
 """
-_ORG_EXISTS_SQL = "SELECT %s::bigint IS NULL OR EXISTS (SELECT 1 FROM messaging_organization WHERE id = %s::bigint)"
+_ORG_EXISTS_SQL = (
+    "SELECT %(org)s::bigint IS NULL OR EXISTS (SELECT 1 FROM messaging_organization WHERE id = %(org)s::bigint)"
+)
 
 
 def org_group(organization_id: int | None) -> str:
@@ -315,13 +320,10 @@ def emit(organization, event_type: str, entity_type: str, entity_id, payload: di
                 # Inside the caller's transaction: a savepoint, so our failure cannot abort theirs. In autocommit
                 # the single INSERT is its own transaction (one round trip instead of three).
                 guard = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
-                with guard, connection.cursor() as cur:
-                    cur.execute(_INSERT_SQL, params)
-                    row = cur.fetchone()
-                    if row is None:
-                        cur.execute(_ORG_EXISTS_SQL, [org_id, org_id])
-                        if not cur.fetchone()[0]:
-                            raise LookupError(f"organization {org_id} does not exist")
+                with guard:
+                    row = execute_prepared(_INSERT_SQL, params)[0]
+                    if row is None and not execute_prepared(_ORG_EXISTS_SQL, {"org": org_id})[0][0]:
+                        raise LookupError(f"organization {org_id} does not exist")
                 break
             except Exception as exc:
                 # Numbers can print longer in jsonb than in Python; retry once with a tighter cut.
