@@ -59,14 +59,15 @@ class World:
         run = uuid.uuid4().hex[:6]
         cur.execute(
             "INSERT INTO messaging_organization (slug, name, created_at)"
-            " SELECT 'bench-' || %s || '-' || i, 'Bench org ' || i, now() FROM generate_series(1, %s) i RETURNING id",
+            " SELECT 'bench-charts-' || %s || '-' || i, 'Bench org ' || i, now()"
+            " FROM generate_series(1, %s) i RETURNING id",
             [run, self.n_orgs],
         )
         org_ids = [r[0] for r in cur.fetchall()]
         cur.execute(
             """INSERT INTO messaging_user (password, is_superuser, username, first_name, last_name, email, is_staff,
                    is_active, date_joined, organization_id)
-               SELECT '!', false, 'bench-' || %s || '-' || i, '', '', '', false, true, now(),
+               SELECT '!', false, 'bench-charts-' || %s || '-' || i, '', '', '', false, true, now(),
                       (%s::bigint[])[1 + i %% %s]
                FROM generate_series(1, %s) i RETURNING id""",
             [run, org_ids, len(org_ids), self.n_users],
@@ -183,7 +184,7 @@ def main() -> int:
         rollup_rows = cur.fetchone()[0]
     print(f"rollups built: {folded:,} logs -> {rollup_rows:,} rollup rows in {build_s:.1f} s")
 
-    manager, _ = User.objects.get_or_create(username="bench-chart-manager", defaults={"is_staff": True})
+    manager, _ = User.objects.get_or_create(username="bench-charts-manager", defaults={"is_staff": True})
     manager.groups.add(Role.objects.get_or_create(name="managers")[0])
     client = Client()
     client.force_login(manager)
@@ -254,7 +255,8 @@ def truncate() -> None:
             "TRUNCATE pushes_pushdeliverylog, pushes_pushnotification, pushes_userdevice,"
             " dashboard_deliveryrollup, dashboard_histogramrollup, dashboard_rollupwatermark RESTART IDENTITY CASCADE"
         )
-        bench = ["bench-%"]
+        # Only this benchmark's people: other benchmarks' users (tokens, messages) may share the database.
+        bench = ["bench-charts-%"]
         cur.execute("DELETE FROM messaging_user_groups WHERE user_id IN"
                     " (SELECT id FROM messaging_user WHERE username LIKE %s)", bench)  # fmt: skip
         cur.execute("DELETE FROM django_session")
