@@ -34,15 +34,16 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"].setdefault("OPTIONS", {})
 # psycopg's connection pool (Django's built-in support). config/asgi.py turns it on for the web process: there a
-# request otherwise pays a new PostgreSQL connection (bench.asgi_servers: 1.6x the requests/s with the pool), and
+# request otherwise pays a new PostgreSQL connection (bench.asgi_servers: 1.5x the requests/s with the pool), and
 # CONN_MAX_AGE is no fit for ASGI. Worker processes keep plain connections: a pool's threads do not survive fork.
 if env.bool("DB_POOL", default=False):
     if DATABASES["default"]["CONN_MAX_AGE"]:
         raise ImproperlyConfigured("DB_POOL=1 cannot be combined with CONN_MAX_AGE > 0: pick one.")
     DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 1, "max_size": env.int("DB_POOL_MAX_SIZE", default=10)}
 # Django turns psycopg's automatic prepared statements off (for transaction-pooling proxies such as PgBouncer).
-# Only the hot paths that use a server-side-binding cursor (messaging.services) are affected: their statement is
-# prepared after 5 runs on a connection and not re-planned after that. DB_PREPARE_THRESHOLD=0 turns it off again.
+# Only the hot paths that use a server-side-binding cursor (config.sql.execute_prepared: message send, push fan-out,
+# event insert) are affected: each statement is prepared after 5 runs on a connection and not re-planned after
+# that. DB_PREPARE_THRESHOLD=0 turns it off again.
 _prepare_threshold = env.int("DB_PREPARE_THRESHOLD", default=5)
 DATABASES["default"]["OPTIONS"]["prepare_threshold"] = _prepare_threshold or None
 DATABASES["default"]["OPTIONS"].setdefault("application_name", env.str("DB_APPLICATION_NAME", default="pushwatch"))
