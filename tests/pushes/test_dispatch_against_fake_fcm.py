@@ -362,18 +362,27 @@ def test_a_missing_service_account_file_retries_the_push_later_and_deactivates_n
     assert UserDevice.objects.filter(active=False).count() == 0
 
 
-def test_a_device_that_rejected_a_push_for_good_is_not_sent_it_again_when_another_device_retries(fake_fcm, commit):
+def first_attempt_rejected_by_one_device_and_busy_on_the_other(fake_fcm, commit) -> tuple[str, str, PushNotification]:
+    """One push to a user with two devices, after its first attempt: (rejecting token, busy token, push)."""
     room = make_room(recipients=1, devices_each=2)
     rejecting, busy = tokens_of(room.members[0])
     fake_fcm.script(rejecting, [{"error": "INVALID_ARGUMENT_PAYLOAD"}])
     fake_fcm.script(busy, [{"error": "UNAVAILABLE", "retry_after": 1}])
     commit(send, room)
     services.dispatch_due_pushes()
-    push = PushNotification.objects.get()
-    assert push.status == "sending"  # the busy device gets another try
+    return rejecting, busy, PushNotification.objects.get()
 
+
+def wait_until_due(push: PushNotification) -> None:
     while timezone.now() < push.next_attempt_at:
         time.sleep(0.1)
+
+
+def test_a_device_that_rejected_a_push_for_good_is_not_sent_it_again_when_another_device_retries(fake_fcm, commit):
+    rejecting, busy, push = first_attempt_rejected_by_one_device_and_busy_on_the_other(fake_fcm, commit)
+    assert push.status == "sending"  # the busy device gets another try
+
+    wait_until_due(push)
     assert services.dispatch_due_pushes() == 1
     push.refresh_from_db()
     assert push.status == "sent" and push.delivery_attempts == 2
@@ -383,16 +392,9 @@ def test_a_device_that_rejected_a_push_for_good_is_not_sent_it_again_when_anothe
 
 
 def test_a_push_whose_only_remaining_device_vanished_fails_with_the_earlier_rejection(fake_fcm, commit):
-    room = make_room(recipients=1, devices_each=2)
-    rejecting, busy = tokens_of(room.members[0])
-    fake_fcm.script(rejecting, [{"error": "INVALID_ARGUMENT_PAYLOAD"}])
-    fake_fcm.script(busy, [{"error": "UNAVAILABLE", "retry_after": 1}])
-    commit(send, room)
-    services.dispatch_due_pushes()
+    rejecting, busy, push = first_attempt_rejected_by_one_device_and_busy_on_the_other(fake_fcm, commit)
     services.deactivate_device(UserDevice.objects.get(token=busy), reason="logged out")
-    push = PushNotification.objects.get()
-    while timezone.now() < push.next_attempt_at:
-        time.sleep(0.1)
+    wait_until_due(push)
     services.dispatch_due_pushes()
     push.refresh_from_db()
     assert (push.status, push.status_reason) == ("failed", "payload_rejected")
